@@ -1,0 +1,1 @@
+"""Real-time multimodal emotion recognition: voice (MFCC→BiLSTM) and face, smoothed and fused."""
