@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     voice_smoothing: int = Field(3, ge=1, le=50, description="Voice history steps averaged")
     face_smoothing: int = Field(3, ge=1, le=50, description="Face history steps averaged")
     silence_db: float = Field(-45.0, ge=-120.0, le=0.0, description="Audio level gate, dBFS")
+    evidence_max_age: float = Field(3.0, gt=0.0, le=60.0, description="Seconds a model output counts")
     max_message_bytes: int = Field(2_000_000, ge=1_000, le=50_000_000)
     max_frame_pixels: int = Field(4096 * 4096, ge=64 * 64)
 
