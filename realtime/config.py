@@ -1,5 +1,7 @@
 """All settings in one validated object, read from the environment and `.env`.
 
+Relative paths are taken from the project's folder (where app.py is), whatever the current folder.
+
 Every field is listed with its default and meaning in `.env.example`. A bad value stops start-up
 with pydantic's message naming the variable.
 """
@@ -65,6 +67,22 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(50_000_000, ge=1_000)
     max_media_seconds: float = Field(600.0, gt=0.0)
     video_sample_fps: float = Field(2.0, gt=0.0, le=30.0)
+
+    @field_validator("hsemotion_weights", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator(
+        "voice_weights", "face_local_weights", "hsemotion_weights", "hsemotion_cache_dir", "ravdess_dir", "fer2013_dir"
+    )
+    @classmethod
+    def _resolve_path(cls, value: Path | None) -> Path | None:
+        """``~`` is expanded; a relative path is taken from the project's folder, not the current one."""
+        if value is None:
+            return None
+        value = value.expanduser()
+        return value if value.is_absolute() else (PROJECT_ROOT / value).resolve()
 
     @field_validator("allowed_origins", "hsemotion_extra_sha1")
     @classmethod

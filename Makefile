@@ -1,0 +1,26 @@
+# Two commands do all the set-up: `make demo` starts the demo, `make test` runs the tests.
+# Both create .venv and install the pinned requirements first (a no-op when already done).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install demo test browser-deps
+
+$(VENV)/installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+install: $(VENV)/installed
+
+demo: install
+	$(PY) -m uvicorn app:app --host $(HOST) --port $(PORT)
+
+# Debian's Chromium for the browser test (never `playwright install`: no browser downloads here).
+browser-deps:
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+test: install browser-deps
+	$(PY) -m pytest -q
