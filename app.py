@@ -42,6 +42,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         log.info("models: voice=%s face=%s", engine.models.voice, engine.models.face)
         try:
+            if settings.quickcheck:
+                from eval.quickcheck import print_quickcheck  # imported only when the check is on
+
+                await engine.run(print_quickcheck, engine, settings)
             yield
         finally:
             engine.close()
