@@ -124,7 +124,9 @@ def _scores(key: str, dataset: str, rows: Sequence[Row], start: float,
 def score_speech(engine: EmotionEngine, items: Sequence[Item], dataset: str, bar: tqdm) -> Scores:
     """Per-clip probabilities: the server's windowed average over each clip (1 s windows, 0.5 s hop)."""
     voice = _voice(engine)
-    start, rows, skipped = time.perf_counter(), list[Row](), list[Skipped]()
+    start = time.perf_counter()
+    rows: list[Row] = []
+    skipped: list[Skipped] = []
     for item in items:
         bar.update()
         try:
@@ -139,7 +141,8 @@ def score_speech(engine: EmotionEngine, items: Sequence[Item], dataset: str, bar
 def score_speech_windows(engine: EmotionEngine, items: Sequence[Item], dataset: str, bar: tqdm) -> Scores:
     """Per-window probabilities: each 1 s window the server would score, with its clip's label."""
     voice = _voice(engine)
-    start, rows = time.perf_counter(), list[Row]()
+    start = time.perf_counter()
+    rows: list[Row] = []
     for item in items:
         bar.update()
         try:
@@ -154,7 +157,9 @@ def score_speech_windows(engine: EmotionEngine, items: Sequence[Item], dataset: 
 def score_faces(engine: EmotionEngine, items: Sequence[Item], dataset: str, detect: bool, bar: tqdm) -> Scores:
     """Probabilities per image: of the whole image as a face crop, or of its largest detected face."""
     face = _face(engine)
-    start, rows, skipped = time.perf_counter(), list[Row](), list[Skipped]()
+    start = time.perf_counter()
+    rows: list[Row] = []
+    skipped: list[Skipped] = []
     for batch_start in range(0, len(items), FACE_BATCH):
         batch = items[batch_start : batch_start + FACE_BATCH]
         bar.update(len(batch))
