@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 
+from realtime.analyze import router as analyze_router
 from realtime.config import PROJECT_ROOT, Settings
 from realtime.engine import EmotionEngine
 from realtime.session import serve
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def stream(websocket: WebSocket) -> None:
         await serve(websocket, app.state.engine)
 
+    app.include_router(analyze_router)
     app.mount("/", StaticFiles(directory=PROJECT_ROOT / "static", html=True), name="static")
     return app
 
