@@ -21,8 +21,10 @@ The three run interleaved update by update on the same inputs, so that a change 
 hits all of them alike. ``speedup`` is the baseline's median tick over the engine's.
 
 Then, per backend, the real server (uvicorn on a loopback port): start-up time from spawning the
-process to ``/ready`` 200, and its resident memory (VmRSS) after start-up, with 1 session and with
-``--sessions`` sessions streaming (the load test's clients), and after they closed.
+process to ``/ready`` 200, and its resident memory (VmRSS) after start-up, after a warm-up of 2
+sessions (one-off allocations of the worker threads), with 1 session and with ``--sessions``
+sessions streaming (the load test's clients, the maximum while they stream), and after they closed.
+The growth per extra session is (with N − with 1) / (N − 1).
 
 ``--experiments`` adds the measurements behind the tuning choices: per-face cost of the face model
 by batch size and runtime threads, and face throughput with 1 or 2 threads calling at once.
@@ -307,6 +309,24 @@ def baseline_tick(
         torch.set_num_threads(threads)
 
 
+def warm_pool(engine: Any, jpeg: bytes) -> list[float]:
+    """Analyse one frame on every worker thread of the engine's pool, at once; the time of each (ms).
+
+    The first frame a thread analyses builds that thread's MediaPipe graph and the runtimes'
+    buffers; done here, the measured ticks are the steady state, and the one-off cost is reported.
+    """
+    workers = engine.settings.workers
+    barrier = threading.Barrier(workers)
+
+    def first_frame(_: int) -> float:
+        barrier.wait(timeout=60)  # every call on its own thread
+        start = time.perf_counter()
+        engine.analyze_jpeg(jpeg)
+        return round(_ms(start), 1)
+
+    return list(engine.pool.map(first_frame, range(workers)))
+
+
 async def measure_backend(
     backend: Backend, updates: int, warmup: int, frames: list[bytes], audio: np.ndarray, baseline: bool
 ) -> dict[str, Any]:
@@ -318,6 +338,7 @@ async def measure_backend(
     load_s = time.perf_counter() - start
     if engine.face is None or engine.voice is None:
         raise SystemExit(f"{backend.key}: models not loaded: {engine.notes}")
+    pool_warm_up_ms = warm_pool(engine, frames[0])
     session = Session(backend.settings, engine)
     engine_fusion, baseline_fusion = Fusion(backend.settings), Fusion(backend.settings)
     window_samples, hop = SAMPLE_RATE, SAMPLE_RATE // 2
@@ -357,6 +378,7 @@ async def measure_backend(
         "face_model": engine.models.face,
         "voice_model": engine.models.voice,
         "engine_load_s": round(load_s, 2),
+        "pool_thread_first_frame_ms": pool_warm_up_ms,
         "updates": updates,
         "faces_found": faces_found,
         "session_voice_runs": voice_runs,
@@ -537,6 +559,9 @@ def measure_server(backend: Backend, sessions: int, seconds: float, frames: list
     with server_process(backend.server_env, log_path=log_path) as server:
         url = server.base.replace("http://", "ws://") + "/ws"
         rss_ready = rss_mb(server.pid)
+        # Two sessions first, so that both worker threads have made their one-off allocations
+        # (a MediaPipe graph per thread, runtime arenas): what follows is the cost of a session.
+        warm = asyncio.run(run_load(url, 2, seconds, server.pid, audio=audio, frames=frames))
         one = asyncio.run(run_load(url, 1, seconds, server.pid, audio=audio, frames=frames))
         many = asyncio.run(run_load(url, sessions, seconds, server.pid, audio=audio, frames=frames))
         rss_one, rss_many = one["server_rss_mb"]["max"], many["server_rss_mb"]["max"]
@@ -545,6 +570,7 @@ def measure_server(backend: Backend, sessions: int, seconds: float, frames: list
             "ready_s": round(server.ready_s, 2),
             "rss_mb": {
                 "after_ready": round(rss_ready, 1) if rss_ready else None,
+                "after_warm_up_2_sessions": warm["server_rss_mb"]["end"],
                 "with_1_session": rss_one,
                 f"with_{sessions}_sessions": rss_many,
                 "after_sessions_closed": many["server_rss_mb"]["end"],
@@ -552,7 +578,7 @@ def measure_server(backend: Backend, sessions: int, seconds: float, frames: list
             "rss_growth_mb_per_extra_session": None if growth is None else round(growth, 2),
             "sessions": sessions,
             "session_seconds": seconds,
-            "errors": one["aggregate"]["errors"] + many["aggregate"]["errors"],
+            "errors": sum(run["aggregate"]["errors"] for run in (warm, one, many)),
             "results_per_s_median": many["aggregate"]["results_per_s"]["median"],
         }
 

@@ -468,12 +468,37 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             }
         report.update(asyncio.run(run_load(url, args.clients, args.seconds, pid, binary, audio, frames, args.warmup)))
     report["machine"]["load_average_1m_after"] = round(os.getloadavg()[0], 2)
+    report["targets"] = targets(report)
     text = json.dumps(report, indent=1)
     print(text)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(text + "\n")
+    print(summary(report), file=sys.stderr)
     return report
+
+
+def targets(report: dict[str, Any]) -> dict[str, bool | None]:
+    """Issue 7's service targets, checked on this run (informative: the load test never fails on them)."""
+    total = report["aggregate"]
+    p95 = total["frame_to_result_ms"]["p95"]
+    return {
+        "every_client_about_2_results_per_s": total["results_per_s"]["min"] >= 1.8,
+        "frame_to_result_p95_le_300_ms": None if p95 is None else p95 <= 300.0,
+        "no_errors": total["errors"] == 0,
+    }
+
+
+def summary(report: dict[str, Any]) -> str:
+    total = report["aggregate"]
+    f2r, rss = total["frame_to_result_ms"], report["server_rss_mb"]
+    return (
+        f"{report['clients']} clients x {report['seconds']:.0f} s: results/s per client "
+        f"min {total['results_per_s']['min']} median {total['results_per_s']['median']}; frame-to-result ms "
+        f"p50 {f2r['p50']} p95 {f2r['p95']} max {f2r['max']} (n={f2r['n']}); errors {total['errors']}; "
+        f"frames sent {total['frames_sent']}, used {total['frames_used']}, dropped {total['frames_dropped']}; "
+        f"server RSS MB before {rss['before']} max {rss['max']} end {rss['end']}; targets {report['targets']}"
+    )
 
 
 if __name__ == "__main__":
