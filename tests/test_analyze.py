@@ -169,6 +169,7 @@ def test_one_face(client: TestClient, media_dir: Path) -> None:
     assert OBAMA_FACE["y"][0] < box["y"] + box["h"] / 2 < OBAMA_FACE["y"][1]
     assert 0.1 < box["w"] < 0.4 and box["score"] > 0.5
     _check_emotion(face["emotion"])
+    assert face["emotion"]["label"] == "happy"  # a broad smile
 
 
 def test_two_faces_largest_first(client: TestClient, media_dir: Path) -> None:
@@ -203,6 +204,7 @@ def test_ravdess_flac_and_wav(client: TestClient, speech_files: dict[str, Path])
     wav = _ok(_post(client, audio=speech_files["wav"]))["audio"]
     assert flac == wav  # lossless: the same samples, the same result
 
+    assert flac["emotion"]["label"] == "angry"  # the clip's acted emotion
     samples = load_audio_file(speech_files["flac"])
     assert flac["duration"] == pytest.approx(samples.size / SAMPLE_RATE, abs=1e-3)
     _check_emotion(flac["emotion"])
@@ -228,6 +230,7 @@ def test_lossy_and_container_formats(client: TestClient, speech_files: dict[str,
     audio = _ok(_post(client, audio=speech_files[suffix]))["audio"]
     assert audio["duration"] == pytest.approx(reference["duration"], abs=0.15)  # codec padding
     _check_emotion(audio["emotion"])
+    assert audio["emotion"]["label"] == "angry"
     difference = [abs(audio["emotion"]["probs"][label] - reference["emotion"]["probs"][label]) for label in LABELS]
     assert max(difference) < 0.15, (audio["emotion"], reference["emotion"])
 
