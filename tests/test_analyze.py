@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import cv2
 import httpx
 import numpy as np
 import pytest
@@ -188,12 +189,11 @@ def test_no_face_is_422(client: TestClient, media_dir: Path) -> None:
     assert "no face" in message
 
 
-def test_png_is_accepted(client: TestClient, media_dir: Path, tmp_path: Path) -> None:
-    import cv2
-
-    png = tmp_path / "obama.png"
-    cv2.imwrite(str(png), cv2.imread(str(media_dir / "obama_640x480.jpg")))
-    assert len(_ok(_post(client, image=png))["image"]["faces"]) == 1
+@pytest.mark.parametrize("suffix", ["png", "webp", "bmp"])
+def test_other_image_formats(client: TestClient, media_dir: Path, tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"obama.{suffix}"
+    cv2.imwrite(str(path), cv2.imread(str(media_dir / "obama_640x480.jpg")))
+    assert len(_ok(_post(client, image=path))["image"]["faces"]) == 1
 
 
 # --- audio ------------------------------------------------------------------------------------
