@@ -57,12 +57,12 @@ def fuse(voice: np.ndarray | None, face: np.ndarray | None, w_voice: float) -> n
 def top_k(probs: np.ndarray | None, k: int = 5) -> list[tuple[str, float]]:
     """The ``k`` most likely labels, displayed (first letter capitalised), sorted descending.
 
-    Probabilities are rounded down to 4 decimals, so the list never sums above 1.
+    Probabilities are rounded down to 4 decimals (see ``_floor4``).
     """
     if probs is None:
         return []
     order = np.argsort(-probs, kind="stable")[:k]
-    return [(display(LABELS[i]), math.floor(float(probs[i]) * 1e4) / 1e4) for i in order]
+    return [(display(LABELS[i]), _floor4(probs[i])) for i in order]
 
 
 def prediction(probs: np.ndarray | None) -> dict[str, object] | None:
@@ -71,5 +71,10 @@ def prediction(probs: np.ndarray | None) -> dict[str, object] | None:
         return None
     return {
         "label": LABELS[int(np.argmax(probs))],
-        "probs": {label: round(float(p), 4) for label, p in zip(LABELS, probs)},
+        "probs": {label: _floor4(p) for label, p in zip(LABELS, probs)},
     }
+
+
+def _floor4(p: float) -> float:
+    """Rounded down to 4 decimals, so that shown probabilities never sum above 1."""
+    return math.floor(float(p) * 1e4) / 1e4
