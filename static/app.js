@@ -65,6 +65,7 @@ async function start() {
     return;
   }
   ui.start.disabled = true;
+  ui.notice.textContent = "";
   setStatus("Asking for the camera and microphone…");
   let media;
   try {
@@ -89,19 +90,19 @@ async function start() {
   const session = { media, connection, frames: new FrameSender(ui.video, connection), stopMicrophone: null };
   live = session;
   showVideo(media);
+  ui.stop.disabled = false;
+  ui.stop.focus();
   setStatus("Connecting to the server…");
   connection.open();
   session.frames.start(framesPerSecond());
   await startMicrophone(session);
-  if (live !== session) return; // refused by the server meanwhile
-  ui.stop.disabled = false;
-  ui.stop.focus();
 }
 
 function showVideo(media) {
   ui.video.srcObject = media;
   ui.stage.classList.add("on");
-  ui.video.onloadedmetadata = () => {
+  // the stage takes the camera's shape, so that the face box (relative to the frame) lies over the face
+  ui.video.onloadedmetadata = ui.video.onresize = () => {
     ui.stage.style.aspectRatio = `${ui.video.videoWidth} / ${ui.video.videoHeight}`;
   };
 }
@@ -116,7 +117,7 @@ async function startMicrophone(session) {
       showLevel(ui.level, ui.levelDb, levelDb),
     );
     if (live === session) session.stopMicrophone = stopMicrophone;
-    else stopMicrophone();
+    else stopMicrophone(); // stopped meanwhile
   } catch (error) {
     ui.notice.textContent = `The microphone could not be processed (${error.message}); only the camera is streamed.`;
   }

@@ -70,8 +70,8 @@ export class Timeline {
 
 function drawGrid(context, x, y, now, width) {
   const style = getComputedStyle(document.documentElement);
-  context.strokeStyle = style.getPropertyValue("--grid");
-  context.fillStyle = style.getPropertyValue("--muted");
+  context.strokeStyle = style.getPropertyValue("--grid").trim();
+  context.fillStyle = style.getPropertyValue("--muted").trim();
   context.font = "12px system-ui, sans-serif";
   context.lineWidth = 1;
   context.textAlign = "right";

@@ -8,6 +8,7 @@ const JPEG_QUALITY = 0.7;
 const MAX_BUFFERED_BYTES = 256 * 1024; // above this the network is behind: skip frames
 const RETRY_DELAYS_S = [1, 2, 4, 8];
 const POLICY_VIOLATION = 1008; // the server refuses this origin: retrying will not help
+const AUDIO_START_TIMEOUT_MS = 3000; // e.g. no audio device, or audio blocked by the browser
 
 /** The camera and the microphone; with only one of them present, that one alone. */
 export async function openMedia() {
@@ -131,7 +132,8 @@ export class FrameSender {
 
 /**
  * Streams the microphone through the worklet: `onChunk(levelDb)` is called for every ~100 ms
- * chunk, which is also sent while the socket is open. Returns a function that stops it.
+ * chunk, which is also sent while the socket is open. Returns a function that stops it; throws
+ * when the browser does not run audio (no output device, or audio blocked).
  */
 export async function streamMicrophone(stream, connection, onChunk) {
   const context = new AudioContext();
@@ -147,12 +149,17 @@ export async function streamMicrophone(stream, connection, onChunk) {
     onChunk(data.levelDb);
   };
   source.connect(node);
-  await context.resume();
-  return () => {
+  const stop = () => {
     node.port.onmessage = null;
     source.disconnect();
     context.close();
   };
+  await Promise.race([context.resume(), new Promise((resolve) => setTimeout(resolve, AUDIO_START_TIMEOUT_MS))]);
+  if (context.state !== "running") {
+    stop();
+    throw new Error("the browser did not start audio processing");
+  }
+  return stop;
 }
 
 /** 0x01 followed by the Int16 samples (little-endian, as on every platform browsers run on). */

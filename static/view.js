@@ -5,7 +5,7 @@ import { LABEL_COLORS } from "./charts.js";
 const NO_EVIDENCE = "—";
 const LEVEL_FLOOR_DB = -90;
 
-export function displayLabel(label) {
+function displayLabel(label) {
   return label[0].toUpperCase() + label.slice(1);
 }
 

@@ -245,7 +245,7 @@ def _check_boxes_on_faces(page) -> None:
     """Each face box the server sent, against OpenCV's faces in the frame the page had just sent."""
     samples = page.evaluate(
         """async () => {
-          const results = window.__probe.sockets.at(-1).results.filter((r) => r.box && r.frame).slice(-12);
+          const results = window.__probe.sockets.at(-1).results.filter((r) => r.box && r.frame).slice(-20); // ~10 s: the whole clip
           const jpeg = (blob) => new Promise((resolve) => {
             const reader = new FileReader();
             reader.onload = () => resolve(reader.result.split(",")[1]);
@@ -339,8 +339,8 @@ def test_live_results_from_start_to_stop(page, server) -> None:
     assert 0.75 * expected <= rate <= 1.3 * expected, f"{rate:.2f} results per second, expected {expected}"
     sent = page.evaluate(
         """() => { const s = window.__probe.sockets.at(-1);
-                   const span = (performance.now() - s.frames[0].at) / 1000;
-                   return { frames: s.frames.length / span, audio: s.audio.length / span,
+                   const recent = (messages) => messages.filter(m => m.at > performance.now() - 4000).length / 4;
+                   return { frames: recent(s.frames), audio: recent(s.audio),
                             audioKinds: [...new Set(s.audio.map(a => a.kind))], audioSizes: [...new Set(s.audio.map(a => a.size))] }; }"""
     )
     assert 3 <= sent["frames"] <= 4.5, f"{sent['frames']:.1f} frames per second sent, expected 4"
@@ -357,6 +357,11 @@ def test_live_results_from_start_to_stop(page, server) -> None:
     screenshot = OUTPUT / "demo.png"
     page.screenshot(path=str(screenshot), full_page=True)
     print(f"\nscreenshot: {screenshot}")
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: one column, nothing wider than the screen
+    page.wait_for_timeout(600)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390, "the page is wider than a phone"
+    page.screenshot(path=str(OUTPUT / "demo-phone.png"), full_page=True)
+    print(f"phone-width screenshot: {OUTPUT / 'demo-phone.png'}")
 
     session = page.evaluate("() => window.__probe.sockets.at(-1).hello.session")
     page.click("#stop")
@@ -406,3 +411,37 @@ def test_denied_permission_is_explained(page) -> None:
     expect(page.locator("#start")).to_be_enabled()
     expect(page.locator("#stop")).to_be_disabled()
     assert page.evaluate("window.__probe.sockets.length") == 0
+
+
+WORKLET_LEVELS = """
+async (frequencies) => {
+  const levels = {};
+  for (const frequency of frequencies) {
+    const context = new OfflineAudioContext(1, 48000 * 2, 48000);
+    await context.audioWorklet.addModule("audio-worklet.js");
+    const node = new AudioWorkletNode(context, "pcm16-downsampler", { numberOfOutputs: 0 });
+    const chunks = [];
+    node.port.onmessage = ({ data }) => chunks.push(data);
+    const tone = new OscillatorNode(context, { frequency });
+    const gain = new GainNode(context, { gain: 0.5 });
+    tone.connect(gain).connect(node);
+    tone.start();
+    await context.startRendering();
+    await new Promise((resolve) => setTimeout(resolve, 200)); // the last port messages
+    levels[frequency] = { samples: chunks.map((c) => c.pcm.byteLength / 2), db: chunks.slice(1).map((c) => c.levelDb) };
+  }
+  return levels;
+}
+"""
+
+
+def test_worklet_downsamples_48k_to_16k_without_aliasing(page) -> None:
+    """The page's AudioWorklet in a 48 kHz context: 100 ms chunks, the voice band kept, above 8 kHz removed."""
+    levels = page.evaluate(WORKLET_LEVELS, [440, 3000, 12000, 20000])
+    for frequency, level in levels.items():
+        assert len(level["samples"]) == 20 and set(level["samples"]) == {1600}, (frequency, level["samples"])
+        mean_db = sum(level["db"]) / len(level["db"])
+        if int(frequency) < 8000:  # a sine of amplitude 0.5 is at -9 dBFS
+            assert mean_db == pytest.approx(-9.0, abs=0.5), (frequency, mean_db)
+        else:
+            assert mean_db < -60, f"{frequency} Hz folds back into the voice band at {mean_db:.1f} dBFS"
