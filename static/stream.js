@@ -13,7 +13,8 @@ const AUDIO_START_TIMEOUT_MS = 3000; // e.g. no audio device, or audio blocked b
 /** The camera and the microphone; with only one of them present, that one alone. */
 export async function openMedia() {
   const video = { width: { ideal: 640 }, height: { ideal: 480 } };
-  const audio = { channelCount: 1, echoCancellation: true, noiseSuppression: false };
+  // the voice as it is: the model was trained on unprocessed speech, and the page plays no sound
+  const audio = { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false };
   for (const constraints of [{ video, audio }, { video }, { audio }]) {
     try {
       return await navigator.mediaDevices.getUserMedia(constraints);
