@@ -54,12 +54,8 @@ class QuickCheckReport:
         return "\n".join(lines)
 
 
-def _sample(load: Callable[[], list[Item]], per_class: int, model_loaded: bool, model: str,
-            warnings: list[str]) -> list[Item]:
-    """A stratified sample of a dataset, or [] with a warning when it or its model is missing."""
-    if not model_loaded:
-        warnings.append(f"quick check: no {model} model is loaded, its row is skipped")
-        return []
+def _sample(load: Callable[[], list[Item]], per_class: int, warnings: list[str]) -> list[Item]:
+    """A stratified sample of a dataset, or [] with a warning when the dataset is missing or malformed."""
     try:
         return stratified_sample(load(), per_class, SEED)
     except DatasetError as exc:
@@ -70,23 +66,24 @@ def _sample(load: Callable[[], list[Item]], per_class: int, model_loaded: bool, 
 def run_quickcheck(engine: EmotionEngine, settings: Settings, progress: bool = True) -> QuickCheckReport:
     """Measure the loaded models on ``settings.quickcheck_per_class`` test items per label."""
     start = time.perf_counter()
-    warnings: list[str] = []
+    warnings = [f"quick check: no {kind} model is loaded, its row is skipped"
+                for kind, model in (("voice", engine.voice), ("face", engine.face)) if model is None]
     per_class = settings.quickcheck_per_class
-    clips = _sample(lambda: ravdess_items(settings.ravdess_dir, RAVDESS_TEST_ACTORS), per_class,
-                    engine.voice is not None, "voice", warnings)
-    images = _sample(lambda: image_folder_items(settings.fer2013_dir / "test"), per_class,
-                     engine.face is not None, "face", warnings)
+    clips: list[Item] = []
+    images: list[Item] = []
+    if engine.voice is not None:
+        clips = _sample(lambda: ravdess_items(settings.ravdess_dir, RAVDESS_TEST_ACTORS), per_class, warnings)
+    if engine.face is not None:
+        images = _sample(lambda: image_folder_items(settings.fer2013_dir / "test"), per_class, warnings)
     for warning in warnings:
         log.warning(warning)
-    rows: list[Scores] = []
     with tqdm(total=len(clips) + len(images), desc="quick check", unit="item", file=sys.stderr,
               disable=not progress, leave=False) as bar:
-        if clips:
-            rows.append(score_speech(engine, clips, "RAVDESS actors 19-24 (clip avg)", bar))
-        if images:
-            rows.append(score_faces(engine, images, "FER-2013 test (crops)", detect=False, bar=bar))
-    if clips and images:
-        rows.append(fuse_pairs(rows[0], rows[1], settings.w_voice, SEED))
+        speech = score_speech(engine, clips, "RAVDESS actors 19-24 (clip avg)", bar) if clips else None
+        faces = score_faces(engine, images, "FER-2013 test (crops)", detect=False, bar=bar) if images else None
+    rows = [scores for scores in (speech, faces) if scores is not None]
+    if speech is not None and faces is not None:
+        rows.append(fuse_pairs(speech, faces, settings.w_voice, SEED))
     return QuickCheckReport(tuple(rows), tuple(warnings), per_class, time.perf_counter() - start)
 
 

@@ -80,6 +80,17 @@ def test_a_malformed_face_folder_names_the_folder_and_what_was_expected(
     assert [row.key for row in report.rows] == ["speech"]
 
 
+def test_a_missing_model_is_a_warning_and_its_row_is_left_out(engine: EmotionEngine, settings: Settings) -> None:
+    face_only = EmotionEngine(settings, voice=None, detector=None, face=engine.face)
+    try:
+        report = run_quickcheck(face_only, settings, progress=False)
+    finally:
+        face_only.close()
+
+    assert report.warnings == ("quick check: no voice model is loaded, its row is skipped",)
+    assert [row.key for row in report.rows] == ["faces"]
+
+
 def test_the_server_prints_the_table_before_serving_even_with_a_dataset_missing(
     settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
