@@ -227,7 +227,8 @@ def _box_on_a_face(box: dict[str, float], faces: list[tuple[float, float, float,
 def _annotated(image: np.ndarray, box: dict[str, float], faces: list[tuple[float, float, float, float]]) -> np.ndarray:
     """The frame at 320x240 with the server's box in green and OpenCV's faces in red."""
     image = cv2.resize(image, (320, 240))
-    for (x, y, w, h), color in [*((face, (0, 0, 255)) for face in faces), ((box["x"], box["y"], box["w"], box["h"]), (0, 255, 0))]:
+    boxes = [(face, (0, 0, 255)) for face in faces] + [((box["x"], box["y"], box["w"], box["h"]), (0, 255, 0))]
+    for (x, y, w, h), color in boxes:
         cv2.rectangle(image, (int(x * 320), int(y * 240)), (int((x + w) * 320), int((y + h) * 240)), color, 2)
     return image
 
@@ -242,7 +243,7 @@ def _save_sheet(images: list[np.ndarray], path: Path, columns: int = 4) -> None:
 
 
 def _check_boxes_on_faces(page) -> None:
-    """Each face box the server sent, against OpenCV's faces in the frame the page had just sent."""
+    """Each face box the server sent, against OpenCV's faces in the very frame the server analysed."""
     samples = page.evaluate(
         """async () => {
           const results = window.__probe.sockets.at(-1).results.filter((r) => r.box && r.frame).slice(-20); // ~10 s: the whole clip
