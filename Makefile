@@ -20,7 +20,7 @@ demo: install
 
 # Debian's Chromium for the browser test (never `playwright install`: no browser downloads here).
 browser-deps:
-	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+	@(command -v chromium >/dev/null && dpkg -s fonts-dejavu-core >/dev/null 2>&1) || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core)
 
 test: install browser-deps
 	$(PY) -m pytest -q

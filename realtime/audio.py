@@ -6,6 +6,8 @@ Everything here works on 16 kHz mono. PCM arrives as little-endian Int16; models
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 
 import librosa
@@ -25,7 +27,7 @@ def level_db(samples: np.ndarray) -> float:
     if samples.size == 0:
         return -120.0
     rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
-    return max(-120.0, 20.0 * np.log10(rms + 1e-12))
+    return max(-120.0, 20.0 * math.log10(rms + 1e-12))
 
 
 class AudioRingBuffer:

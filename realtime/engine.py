@@ -88,7 +88,18 @@ class EmotionEngine:
             notes.append("no face model available: running voice-only, face is always null")
         for note in notes:
             log.info(note)
-        return cls(settings, voice, detector, face, tuple(notes))
+        engine = cls(settings, voice, detector, face, tuple(notes))
+        engine.warm_up()
+        return engine
+
+    def warm_up(self) -> None:
+        """Run each model once on blank input, so that the first user does not wait for lazy
+        imports and graph initialisation (several seconds for librosa's first MFCC)."""
+        if self.voice is not None:
+            self.voice.predict_window(np.zeros(SAMPLE_RATE, dtype=np.float32))
+        if self.face is not None and self.detector is not None:
+            self.analyze_image(np.zeros((240, 320, 3), dtype=np.uint8))
+            self.face.predict_batch([np.zeros((64, 64, 3), dtype=np.uint8)])
 
     @property
     def models(self) -> ModelInfo:

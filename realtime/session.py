@@ -44,7 +44,8 @@ OUTBOX_SIZE = 16
 @dataclass(frozen=True)
 class PendingFrame:
     jpeg: bytes
-    ts: float | None
+    ts: float | None  # the client's stamp, echoed back as ``frame_ts``
+    received_at: float  # time.monotonic() on arrival, for ``frame_age_ms``
 
 
 @dataclass
@@ -106,7 +107,7 @@ class Session:
             self.frames_received += 1
             if self.frame is not None:
                 self.frames_dropped += 1  # latest wins: the older frame was never analysed
-            self.frame = PendingFrame(message.jpeg, message.ts)
+            self.frame = PendingFrame(message.jpeg, message.ts, time.monotonic())
         else:
             return self._configure(message)
         return None
@@ -170,6 +171,7 @@ class Session:
                 "audio_level_db": None if level is None else round(level, 1),
                 "silent": silent,
                 "frame_ts": frame.ts if frame is not None else None,
+                "frame_age_ms": _ms_since_monotonic(frame.received_at) if frame is not None else None,
                 "frames_dropped": self.frames_dropped,
                 "latency_ms": latency,
             }
@@ -184,6 +186,10 @@ class Session:
         level = level_db(window[-self.audio.unread :])
         self.audio.mark_read()
         return level, window
+
+
+def _ms_since_monotonic(moment: float) -> float:
+    return round((time.monotonic() - moment) * 1000.0, 1)
 
 
 def _box_dict(analysis: FrameAnalysis) -> dict[str, float] | None:
@@ -221,8 +227,11 @@ async def serve(websocket: WebSocket, engine: EmotionEngine) -> None:
         for task in tasks:
             task.cancel()
         for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            with contextlib.suppress(asyncio.CancelledError):
+                try:
+                    await task
+                except Exception:  # the client went away mid-send, or a bug: log it, never raise
+                    log.warning("session %s: task %s failed", session.id, task.get_name(), exc_info=True)
         log.info("session %s closed after %d results", session.id, session.seq)
 
 
@@ -271,8 +280,12 @@ async def _tick_loop(session: Session, outbox: asyncio.Queue[dict[str, Any]], pe
 
 async def _send_loop(websocket: WebSocket, outbox: asyncio.Queue[dict[str, Any]]) -> None:
     while True:
-        message = await outbox.get()
-        await websocket.send_text(json.dumps(message))
+        text = json.dumps(await outbox.get())  # a message that cannot be encoded is a bug: it raises
+        try:
+            await websocket.send_text(text)
+        except Exception:  # the client is gone (the receive loop sees the disconnect)
+            log.debug("send failed: the client went away", exc_info=True)
+            return
 
 
 def _offer(outbox: asyncio.Queue[dict[str, Any]], message: dict[str, Any]) -> None:
