@@ -144,10 +144,12 @@ def mfcc_batch(windows: np.ndarray) -> np.ndarray:
     """MFCC(40) of a batch of 1 s 16 kHz windows, (N, 16000) -> (N, 101, 40) float32.
 
     Log-mel (64 bands, 25 ms frames every 10 ms, floored at ``TOP_DB`` below the window's peak),
-    DCT-II to 40 coefficients, then per-window cepstral mean and variance normalisation: each
-    coefficient has zero mean and unit variance over the window's frames. That removes the
-    microphone's gain and most of its frequency response, so the model sees the same features
-    from a studio recording and a laptop microphone. Windows are independent of each other.
+    DCT-II to 40 coefficients, then per-window cepstral mean normalisation (CMN): each
+    coefficient minus its mean over the window's frames. That removes the microphone's gain and
+    most of its frequency response (a studio recording and a laptop microphone give the same
+    features) but keeps each coefficient's spread, e.g. how much the loudness moves, which
+    carries emotion; the model scales them with a BatchNorm learnt on the training set.
+    Windows are independent of each other.
     """
     windows = np.asarray(windows, dtype=np.float32)
     if windows.ndim != 2 or windows.shape[1] != WINDOW_SAMPLES:
@@ -167,9 +169,7 @@ def mfcc_batch(windows: np.ndarray) -> np.ndarray:
     log_mel = np.maximum(log_mel, log_mel.max(axis=(1, 2), keepdims=True) - TOP_DB)
     mfcc = librosa.feature.mfcc(S=log_mel, n_mfcc=N_MFCC, dct_type=2, norm="ortho")
     mfcc = mfcc.transpose(0, 2, 1)  # (N, frames, coefficients)
-    mean = mfcc.mean(axis=1, keepdims=True)
-    std = mfcc.std(axis=1, keepdims=True)
-    return ((mfcc - mean) / (std + 1e-5)).astype(np.float32)
+    return (mfcc - mfcc.mean(axis=1, keepdims=True)).astype(np.float32)
 
 
 def mfcc_features(window: np.ndarray) -> np.ndarray:

@@ -35,7 +35,7 @@ FEATURES = {
     "window_samples": WINDOW_SAMPLES,
     "n_mfcc": N_MFCC,
     "hop_length": HOP_LENGTH,
-    "normalisation": "per-window CMVN",
+    "normalisation": "per-window CMN",
 }
 
 
@@ -53,12 +53,14 @@ class VoiceModelConfig:
 class VoiceBiLSTM(nn.Module):
     """(batch, frames, n_mfcc) MFCC -> (batch, labels) logits.
 
-    A stacked bidirectional LSTM, then attention pooling over frames (a learnt score per frame,
+    A BatchNorm over the coefficients (the global feature scale, learnt on the training set), a
+    stacked bidirectional LSTM, then attention pooling over frames (a learnt score per frame,
     softmax over time, weighted mean of the LSTM outputs), dropout and a linear classifier.
     """
 
     def __init__(self, config: VoiceModelConfig) -> None:
         super().__init__()
+        self.norm = nn.BatchNorm1d(config.n_mfcc)
         self.lstm = nn.LSTM(
             input_size=config.n_mfcc,
             hidden_size=config.hidden,
@@ -72,6 +74,7 @@ class VoiceBiLSTM(nn.Module):
         self.classifier = nn.Linear(2 * config.hidden, config.num_labels)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
+        features = self.norm(features.transpose(1, 2)).transpose(1, 2)
         outputs, _ = self.lstm(features)  # (batch, frames, 2·hidden)
         weights = torch.softmax(self.attention(outputs), dim=1)  # (batch, frames, 1)
         pooled = (weights * outputs).sum(dim=1)

@@ -132,8 +132,8 @@ def test_mfcc_shape_dtype_normalisation(ravdess_dir: Path) -> None:
     window = clip_windows(load_audio_file(ravdess_dir / RAVDESS_CLIP))[2]
     features = mfcc_features(window)
     assert features.shape == (101, 40) and features.dtype == np.float32
-    np.testing.assert_allclose(features.mean(axis=0), 0.0, atol=1e-4)
-    np.testing.assert_allclose(features.std(axis=0), 1.0, atol=1e-3)
+    np.testing.assert_allclose(features.mean(axis=0), 0.0, atol=1e-3)  # per-window CMN
+    assert features.std(axis=0).min() > 0.1  # the spread is kept
 
 
 def test_mfcc_is_deterministic_and_gain_invariant(ravdess_dir: Path) -> None:
