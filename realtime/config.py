@@ -59,7 +59,7 @@ class Settings(BaseSettings):
 
     # Quick check and datasets
     quickcheck: bool = False
-    quickcheck_per_class: int = Field(3, ge=1, le=1000)
+    quickcheck_per_class: int = Field(20, ge=1, le=1000)
     ravdess_dir: Path = SHARED_DATA / "ravdess"
     fer2013_dir: Path = SHARED_DATA / "fer2013"
 
