@@ -11,14 +11,8 @@ Run alone with ``pytest -m browser -s``; the screenshot goes to ``test-output/br
 from __future__ import annotations
 
 import base64
-import os
 import re
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +21,7 @@ import numpy as np
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
+from eval.server_process import running_server
 from realtime.config import PROJECT_ROOT
 from realtime.labels import LABELS, display
 
@@ -110,54 +105,12 @@ navigator.mediaDevices.getUserMedia = async () => {
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_ready(url: str, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    last = "no answer"
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/ready", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except urllib.error.HTTPError as exc:
-            last = f"{exc.code} {exc.read().decode(errors='replace')}"
-        except OSError as exc:
-            last = str(exc)
-        time.sleep(0.5)
-    pytest.fail(f"the server was not ready within {READY_TIMEOUT_S} s; last /ready: {last}")
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """The real app under uvicorn on a free loopback port: its URL and its log file."""
-    port = _free_port()
+    """The real server on a free loopback port, and its log file."""
     log = tmp_path_factory.mktemp("server") / "server.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=PROJECT_ROOT,
-            env={**os.environ, "QUICKCHECK": "0"},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(url, process, log)
+    with running_server(timeout=READY_TIMEOUT_S, log_path=log) as url:
         yield url, log
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="module")
