@@ -5,14 +5,18 @@ blank train images, are dropped; a stratified 10 % of the rest is the validation
 choice. The test split is evaluated once at the end, through the server's own preprocessing
 (:class:`realtime.face.LocalFaceClassifier` on the image files).
 
-A full checkpoint (model, optimizer, step, best score) is written every epoch to ``--checkpoint``;
-``--resume`` continues from it. ``--max-minutes`` stops after the epoch that would otherwise overrun.
+A full checkpoint (model, optimizer, schedule position, best score, history) is written every epoch to
+``--checkpoint``; ``--resume`` continues from it with the same ``--epochs``/``--max-minutes``. The
+learning rate follows a cosine over the larger of step/steps-planned and time/``--max-minutes``, and
+training stops before an epoch that would overrun ``--max-minutes``. To train longer, resume with
+larger ``--epochs`` and ``--max-minutes``: the cosine then resumes from an earlier point (a warm
+restart) and anneals again by the new limits.
 At the end the best weights are saved to ``--out`` (``.pt``), exported to ONNX beside it, checked
 against ONNX Runtime, evaluated on the whole test split, and described in a JSON card (``.json``).
 
 Example::
 
-    python eval/train_face.py --epochs 30 --max-minutes 85
+    python eval/train_face.py --arch vgg48 --bf16 --threads 1 --epochs 40 --max-minutes 92
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from eval.metrics import summarize  # noqa: E402
 from realtime.labels import LABELS, NUM_LABELS  # noqa: E402
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-# Input normalisation shared with realtime/face.py: x = (pixel / 255 - MEAN) / STD.
+# Input normalisation x = (pixel / 255 - MEAN) / STD; the exported ONNX graph does it itself (ServingModel).
 PIXEL_MEAN = 0.5
 PIXEL_STD = 0.25
 WIDTHS = {"vgg32": (32, 64, 128, 256), "vgg48": (48, 96, 192, 384), "vgg64": (64, 128, 256, 512)}
@@ -117,7 +121,7 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
 
 
 def to_input(images_uint8: torch.Tensor) -> torch.Tensor:
-    """(N, S, S) uint8 -> (N, 1, S, S) float, normalised as in realtime/face.py."""
+    """(N, S, S) uint8 -> (N, 1, S, S) float, normalised as the exported model does it (ServingModel)."""
     return ((images_uint8.float() / 255.0 - PIXEL_MEAN) / PIXEL_STD).unsqueeze(1)
 
 
