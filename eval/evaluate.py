@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import shlex
 import sys
@@ -62,6 +61,7 @@ from realtime.fusion import fuse
 from realtime.hsemotion import find_hsemotion_weights
 from realtime.labels import LABEL_INDEX, LABELS
 from realtime.voice import VoiceClassifier, speech_windows
+from realtime.weights import file_sha256
 
 FACE_BATCH = 64  # crops per classifier call
 TOP_K = 5
@@ -228,14 +228,6 @@ def format_table(rows: Sequence[Scores]) -> str:
     return "\n".join(lines)
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def model_card(engine: EmotionEngine) -> dict[str, Any]:
     """The loaded models' names, and the path and sha256 of each weight file they came from."""
     settings = engine.settings
@@ -247,7 +239,7 @@ def model_card(engine: EmotionEngine) -> dict[str, Any]:
         files["face"] = settings.face_local_weights.with_suffix(".onnx")  # what LocalFaceClassifier runs
     elif models.face is not None and models.face.startswith("hsemotion"):
         files["face"] = find_hsemotion_weights(settings)
-    weights = {kind: {"path": str(path), "sha256": sha256(path)} for kind, path in files.items() if path}
+    weights = {kind: {"path": str(path), "sha256": file_sha256(path)} for kind, path in files.items() if path}
     return {"voice": models.voice, "face": models.face, "face_detector": models.face_detector, "weights": weights}
 
 

@@ -44,6 +44,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 
 from eval.metrics import summarize  # noqa: E402
 from realtime.labels import LABELS, NUM_LABELS  # noqa: E402
+from realtime.weights import file_sha256  # noqa: E402
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # Input normalisation x = (pixel / 255 - MEAN) / STD; the exported ONNX graph does it itself (ServingModel).
@@ -362,7 +363,13 @@ def export_onnx(pt_path: Path, onnx_path: Path) -> None:
     )
     exported = onnx.load(str(onnx_path))
     onnx.helper.set_model_props(
-        exported, {"labels": ",".join(LABELS), "input": "gray pixels 0-255", "arch": meta["arch"]}
+        exported,
+        {
+            "labels": ",".join(LABELS),
+            "input": "gray pixels 0-255",
+            "arch": meta["arch"],
+            "source_sha256": file_sha256(pt_path),
+        },
     )
     onnx.save(exported, str(onnx_path))
 

@@ -10,6 +10,7 @@ Backends, chosen by ``FACE_MODEL``:
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,10 +19,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import cv2
 import numpy as np
+import onnx
 import onnxruntime as ort
 
 from realtime.config import Settings
 from realtime.labels import LABELS, NUM_LABELS
+from realtime.weights import file_sha256
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from mediapipe.python.solutions.face_detection import FaceDetection
@@ -168,22 +173,25 @@ class LocalFaceClassifier:
 
     @classmethod
     def load(cls, path: Path, threads: int = 1) -> LocalFaceClassifier:
-        """Load ``path`` (``.onnx``); if only the ``.pt`` beside it exists, export the ``.onnx`` once."""
+        """Load ``path`` (``.onnx``). When the ``.pt`` beside it is not the one the ``.onnx`` was
+        exported from (or there is no ``.onnx``), export the ``.onnx`` from it first."""
         path = Path(path)
         onnx_path, pt_path = path.with_suffix(".onnx"), path.with_suffix(".pt")
-        if not onnx_path.exists():
-            if not pt_path.exists():
-                raise FileNotFoundError(
-                    f"local face weights not found: neither {onnx_path} nor {pt_path} exists"
-                )
+        if pt_path.exists() and _exported_from(onnx_path) != file_sha256(pt_path):
             from eval.train_face import export_onnx
 
+            log.info("exporting %s from %s", onnx_path.name, pt_path.name)
             export_onnx(pt_path, onnx_path)
+        if not onnx_path.exists():
+            raise FileNotFoundError(f"local face weights not found: neither {onnx_path} nor {pt_path} exists")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        try:
+            session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ONNX Runtime's errors (InvalidProtobuf, Fail, ...) share no base class
+            raise ValueError(f"{onnx_path} is not a usable ONNX model ({exc}); re-export it from the .pt") from exc
         labels = session.get_modelmeta().custom_metadata_map.get("labels", "")
         if labels.split(",") != list(LABELS):
             raise ValueError(f"{onnx_path}: label order {labels!r} is not the app's {','.join(LABELS)}")
@@ -209,6 +217,17 @@ class LocalFaceClassifier:
         probs = self._session.run(None, {self._input: both})[0]
         mean = (probs[: len(crops)] + probs[len(crops) :]) / 2
         return (mean / mean.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _exported_from(onnx_path: Path) -> str | None:
+    """The sha256 of the ``.pt`` an ``.onnx`` was exported from (None if unknown or unreadable)."""
+    if not onnx_path.exists():
+        return None
+    try:
+        model = onnx.load(str(onnx_path), load_external_data=False)
+    except Exception:  # a corrupt file: re-exporting it is the fix
+        return None
+    return {p.key: p.value for p in model.metadata_props}.get("source_sha256")
 
 
 def _load_local(settings: Settings, why: str) -> tuple[FaceClassifier | None, str]:

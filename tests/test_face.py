@@ -178,6 +178,23 @@ def test_pt_only_is_exported_to_onnx_once(tmp_path: Path) -> None:
     assert target.stat().st_mtime_ns == exported_at
 
 
+def test_stale_onnx_is_re_exported_from_its_pt(tmp_path: Path) -> None:
+    shutil.copy(PROJECT_ROOT / "weights" / "face_local.pt", tmp_path / "face_local.pt")
+    target = tmp_path / "face_local.onnx"
+    shutil.copy(PROJECT_ROOT / "tests" / "fixtures" / "hsemotion_standin_b2_7.json", target)  # not this .pt's
+    classifier = LocalFaceClassifier.load(target)
+    assert classifier.predict_batch([np.zeros((48, 48), dtype=np.uint8)]).shape == (1, 7)
+
+
+def test_corrupt_onnx_without_pt_is_a_clear_error(tmp_path: Path) -> None:
+    target = tmp_path / "face_local.onnx"
+    target.write_bytes(b"not an onnx model")
+    with pytest.raises(ValueError, match="not a usable ONNX model"):
+        LocalFaceClassifier.load(target)
+    classifier, reason = load_face_classifier(_settings(tmp_path, face_model="local", face_local_weights=target))
+    assert classifier is None and "not a usable ONNX model" in reason
+
+
 def test_missing_local_weights_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="face_local"):
         LocalFaceClassifier.load(tmp_path / "face_local.onnx")

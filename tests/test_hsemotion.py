@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from realtime.config import Settings
+from realtime.face import load_face_classifier
 from realtime.hsemotion import (
     HSEMOTION_TRUSTED_SHA1,
     HSEmotionClassifier,
@@ -200,3 +201,13 @@ def test_find_weights(standin: Path, tmp_path: Path) -> None:
     configured = Settings(_env_file=None, hsemotion_cache_dir=tmp_path, hsemotion_weights=standin)
     assert find_hsemotion_weights(configured) == standin
 
+
+
+def test_auto_prefers_hsemotion_when_its_weights_are_found(standin: Path, cache_dir: Path) -> None:
+    settings = Settings(
+        _env_file=None, face_model="auto", hsemotion_weights=standin,
+        hsemotion_extra_sha1=STANDIN_ID, hsemotion_cache_dir=cache_dir,
+    )
+    classifier, reason = load_face_classifier(settings)
+    assert isinstance(classifier, HSEmotionClassifier)
+    assert reason.startswith(f"auto: HSEmotion weights found at {standin}")
