@@ -641,9 +641,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             report["experiments"][backend.key] = experiments(backend, frames, args.experiment_seconds)
     if not args.no_server:
         for backend in backends:
-            report["server"][backend.key] = measure_server(
-                backend, args.sessions, args.session_seconds, frames, audio, args.log_dir
-            )
+            try:
+                report["server"][backend.key] = measure_server(
+                    backend, args.sessions, args.session_seconds, frames, audio, args.log_dir
+                )
+            except (RuntimeError, TimeoutError) as exc:  # keep the tick figures of a long run
+                report["server"][backend.key] = {"error": str(exc)}
     report["machine"]["load_average_1m_after"] = round(os.getloadavg()[0], 2)
     report["machine"]["threads_alive_in_bench"] = threading.active_count()
     text = json.dumps(report, indent=1)
@@ -665,6 +668,9 @@ def summary(report: dict[str, Any]) -> str:
             line += f", baseline {ticks['baseline']['median']:.1f} ms -> x{b['speedup_median']['baseline_over_engine']:.2f}"
         lines.append(line)
     for key, s in report["server"].items():
+        if "error" in s:
+            lines.append(f"{key} server: {s['error']}")
+            continue
         lines.append(f"{key} server: ready {s['ready_s']} s, RSS {s['rss_mb']}, +{s['rss_growth_mb_per_extra_session']} MB/session")
     return "\n".join(lines)
 

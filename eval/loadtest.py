@@ -17,13 +17,17 @@ Client *i* starts its frames ``i/N`` of a frame period (250 ms) after its audio,
 clients' frames are spread over the tick period as those of unrelated browsers are; a frame then
 waits for the next tick between 0 and 250 ms before any model runs.
 
+``--stagger S`` spreads the clients' connections over S seconds (client *i* at i/N·S); the default 0
+connects them all at once, the worst case, in which every session's tick falls at the same moment.
+
 The server is started on a free loopback port (``eval.server_process``) unless ``--url`` names one,
 which must be a loopback address. Everything is bounded: at most 64 clients, 120 s, and each client
 stops by itself. Server memory (VmRSS of its process, from ``/proc``) is sampled every 0.5 s.
 
 Example::
 
-    python -m eval.loadtest --clients 10 --seconds 20 --json runs/loadtest.json
+    python -m eval.loadtest --clients 10 --seconds 15 --json runs/loadtest.json
+    python -m eval.loadtest --clients 10 --seconds 15 --stagger 0.5 --json runs/loadtest_staggered.json
 """
 
 from __future__ import annotations
@@ -193,6 +197,7 @@ async def run_client(
     frame_phase_s: float,
     binary_frames: bool = False,
     warmup_s: float = 0.0,
+    connect_delay_s: float = 0.0,
 ) -> ClientStats:
     """One client: stream for ``seconds``, then wait ``DRAIN_S`` for the last results, then close.
 
@@ -206,6 +211,7 @@ async def run_client(
     audio_start = (index * 7 * SAMPLE_RATE) % max(1, audio.size - chunk)
     frame_start = (index * 17) % len(frames)
     frames_b64 = [base64.b64encode(f).decode("ascii") for f in frames]
+    await asyncio.sleep(connect_delay_s)
     try:
         async with connect(url, max_size=None, open_timeout=20, close_timeout=5) as ws:
             hello = json.loads(await asyncio.wait_for(ws.recv(), timeout=20))
@@ -286,10 +292,13 @@ async def run_load(
     audio: np.ndarray | None = None,
     frames: list[bytes] | None = None,
     warmup_s: float = 0.0,
+    stagger_s: float = 0.0,
 ) -> dict[str, Any]:
     """Run ``clients`` clients at once against ``url``; the aggregate and per-client figures.
 
     Each client streams ``seconds``; the results of its first ``warmup_s`` are reported apart.
+    Client *i* connects ``i/N · stagger_s`` after the first (0: all at once, the worst case: every
+    session's tick falls at the same moment).
     """
     check_bounds(url, clients, seconds)
     audio = speech(min(60.0, seconds + 8.0 * clients)) if audio is None else audio
@@ -303,11 +312,11 @@ async def run_load(
         stats = await asyncio.wait_for(
             asyncio.gather(
                 *(
-                    run_client(i, url, seconds, audio, frames, phases[i], binary_frames, warmup_s)
+                    run_client(i, url, seconds, audio, frames, phases[i], binary_frames, warmup_s, i / clients * stagger_s)
                     for i in range(clients)
                 )
             ),
-            timeout=seconds + DRAIN_S + 60.0,
+            timeout=seconds + stagger_s + DRAIN_S + 60.0,
         )
     finally:
         if sampler:
@@ -322,6 +331,7 @@ async def run_load(
         "clients": clients,
         "seconds": seconds,
         "warmup_s": warmup_s,
+        "stagger_s": stagger_s,
         "wall_s": round(wall, 2),
         "frames": "binary (no ts)" if binary_frames else "json with ts",
         "aggregate": {
@@ -421,6 +431,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="seconds at the start of each client whose results are reported apart")
     parser.add_argument("--warm-server", type=float, default=3.0, metavar="SECONDS",
                         help="before measuring, 2 clients stream this long, reported apart (0: measure a cold server)")
+    parser.add_argument("--stagger", type=float, default=0.0, metavar="SECONDS",
+                        help="spread the clients' connections over this time (0: all at once, the worst case)")
     parser.add_argument("--frames", choices=["json", "binary"], default="json", help="how frames are sent")
     parser.add_argument("--cache-dir", type=Path, help="where the B2 stand-in is built (default ~/.cache/emotion-bench)")
     parser.add_argument("--server-log", type=Path, help="file for a started server's output")
@@ -466,7 +478,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "tick_ms_of_frame_results": warm["aggregate"]["tick_ms_of_frame_results"],
                 "errors": warm["aggregate"]["errors"],
             }
-        report.update(asyncio.run(run_load(url, args.clients, args.seconds, pid, binary, audio, frames, args.warmup)))
+        report.update(
+            asyncio.run(run_load(url, args.clients, args.seconds, pid, binary, audio, frames, args.warmup, args.stagger))
+        )
     report["machine"]["load_average_1m_after"] = round(os.getloadavg()[0], 2)
     report["targets"] = targets(report)
     text = json.dumps(report, indent=1)
