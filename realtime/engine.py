@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -93,13 +94,22 @@ class EmotionEngine:
         return engine
 
     def warm_up(self) -> None:
-        """Run each model once on blank input, so that the first user does not wait for lazy
-        imports and graph initialisation (several seconds for librosa's first MFCC)."""
-        if self.voice is not None:
-            self.voice.predict_window(np.zeros(SAMPLE_RATE, dtype=np.float32))
-        if self.face is not None and self.detector is not None:
-            self.analyze_image(np.zeros((240, 320, 3), dtype=np.uint8))
-            self.face.predict_batch([np.zeros((64, 64, 3), dtype=np.uint8)])
+        """Run the models once on blank input in every pool thread, so that the first users do
+        not wait for lazy imports (seconds for librosa's first MFCC) or for a thread's own
+        MediaPipe graph to be built."""
+        workers = self.settings.workers
+        all_started = threading.Barrier(workers)  # holds each task until every thread has one
+
+        def warm_thread() -> None:
+            all_started.wait(timeout=30)
+            if self.voice is not None:
+                self.voice.predict_window(np.zeros(SAMPLE_RATE, dtype=np.float32))
+            if self.face is not None and self.detector is not None:
+                self.analyze_image(np.zeros((240, 320, 3), dtype=np.uint8))
+                self.face.predict_batch([np.zeros((64, 64, 3), dtype=np.uint8)])
+
+        for future in [self.pool.submit(warm_thread) for _ in range(workers)]:
+            future.result()
 
     @property
     def models(self) -> ModelInfo:

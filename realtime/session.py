@@ -261,9 +261,12 @@ async def _receive_loop(
 
 async def _tick_loop(session: Session, outbox: asyncio.Queue[dict[str, Any]], period: float) -> None:
     loop = asyncio.get_running_loop()
-    next_at = loop.time()
+    # Each session ticks at its own phase of the period (from its random id), so that sessions
+    # that connect together (a server restart brings every page back at once) do not all need
+    # the worker pool at the same instant.
+    next_at = loop.time() + (int(session.id, 16) % 1000) / 1000 * period
     while True:
-        next_at += period
+        await asyncio.sleep(max(0.0, next_at - loop.time()))
         try:
             messages = await session.tick()
         except Exception:  # a bug must end neither this session's results nor the server
@@ -271,11 +274,9 @@ async def _tick_loop(session: Session, outbox: asyncio.Queue[dict[str, Any]], pe
             messages = [ProtocolError("internal", "the server failed on this update; it goes on").to_message()]
         for message in messages:
             _offer(outbox, message)
-        delay = next_at - loop.time()
-        if delay < 0:  # inference overran the period: skip the missed ticks rather than burst
+        next_at += period
+        if next_at < loop.time():  # inference overran the period: skip the missed ticks rather than burst
             next_at = loop.time()
-            delay = 0.0
-        await asyncio.sleep(delay)
 
 
 async def _send_loop(websocket: WebSocket, outbox: asyncio.Queue[dict[str, Any]]) -> None:
