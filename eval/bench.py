@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 import threading
@@ -63,7 +62,7 @@ import torch  # noqa: E402
 # torch's default intra-op threads, read before the engine caps them: the reference runs with these.
 TORCH_DEFAULT_THREADS = torch.get_num_threads()
 
-from eval.loadtest import machine, mjpeg_frames, rss_mb, run_load, speech  # noqa: E402
+from eval.loadtest import emit, machine, mjpeg_frames, rss_mb, run_load, speech  # noqa: E402
 from realtime.audio import SAMPLE_RATE  # noqa: E402
 from realtime.config import Settings  # noqa: E402
 from realtime.fusion import History, fuse, prediction, top_k  # noqa: E402
@@ -649,12 +648,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 report["server"][backend.key] = {"error": str(exc)}
     report["machine"]["load_average_1m_after"] = round(os.getloadavg()[0], 2)
     report["machine"]["threads_alive_in_bench"] = threading.active_count()
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
-    print(summary(report), file=sys.stderr)
+    emit(report, args.json, summary(report))
     return report
 
 

@@ -483,13 +483,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     report["machine"]["load_average_1m_after"] = round(os.getloadavg()[0], 2)
     report["targets"] = targets(report)
+    emit(report, args.json, summary(report))
+    return report
+
+
+def emit(report: dict[str, Any], json_path: Path | None, summary_text: str) -> None:
+    """The report as JSON on stdout (and in ``json_path``), then a human summary on stderr."""
     text = json.dumps(report, indent=1)
     print(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
-    print(summary(report), file=sys.stderr)
-    return report
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(text + "\n")
+    print(summary_text, file=sys.stderr)
 
 
 def targets(report: dict[str, Any]) -> dict[str, bool | None]:
