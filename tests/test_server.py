@@ -182,3 +182,20 @@ async def test_health_and_ready(server: str) -> None:
         ready = (await client.get(f"{base}/ready")).json()
     assert ready["ready"] is True
     assert ready["models"]["voice"] and ready["models"]["face"] and ready["models"]["face_detector"]
+
+
+async def test_slow_and_vanished_clients_do_not_stall_others(server: str, media_dir: Path) -> None:
+    jpeg = (media_dir / "obama_640x480.jpg").read_bytes()
+    got: list[dict[str, Any]] = []
+    async with connect(server) as slow, connect(server) as healthy:
+        vanished = await connect(server)
+        await vanished.send(b"\x02" + jpeg)
+        vanished.transport.abort()  # gone without a closing handshake
+        for _ in range(20):  # the slow client sends and then never reads its results
+            await slow.send(b"\x02" + jpeg)
+        await healthy.recv()  # hello
+        await _collect(healthy, time.monotonic() + 4.0, got)
+        assert slow.state.name == "OPEN"
+    results = _results(got)
+    assert len(results) >= 7, f"{len(results)} results in 4 s"
+    assert all(r["face"] is None for r in results)  # nothing of the others' frames leaks in
