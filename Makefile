@@ -1,10 +1,9 @@
 # Two commands do all the set-up: `make demo` starts the demo, `make test` runs the tests.
+# `make demo` serves on HOST and PORT from the environment or .env (default 127.0.0.1:8000).
 # Both create .venv and install the pinned requirements first (a no-op when already done).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-HOST ?= 127.0.0.1
-PORT ?= 8000
 
 .PHONY: install demo test browser-deps
 
@@ -16,7 +15,7 @@ $(VENV)/installed: requirements.txt
 install: $(VENV)/installed
 
 demo: install
-	$(PY) -m uvicorn app:app --host $(HOST) --port $(PORT)
+	$(PY) app.py
 
 # Debian's Chromium for the browser test (never `playwright install`: no browser downloads here).
 browser-deps:

@@ -1,6 +1,7 @@
 """FastAPI app: loads the models once, serves the page, the WebSocket stream and the HTTP API.
 
-Start with ``uvicorn app:app`` (settings from the environment and ``.env``, see ``.env.example``).
+Start with ``python app.py`` (HOST and PORT from the settings) or ``uvicorn app:app``; settings come
+from the environment and ``.env`` (see ``.env.example``).
 """
 
 from __future__ import annotations
@@ -84,3 +85,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 app = create_app()
+
+
+def main() -> None:
+    """Serve on the HOST and PORT of the settings."""
+    import uvicorn
+
+    settings = load_settings()
+    uvicorn.run("app:app", host=settings.host, port=settings.port, log_level=settings.log_level)
+
+
+if __name__ == "__main__":
+    main()
