@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import Message, Receive
 
-from realtime.audio import SAMPLE_RATE, level_db
+from realtime.audio import SAMPLE_RATE, level_db, window_starts
 from realtime.engine import EmotionEngine, FrameAnalysis
 from realtime.face import FaceBox
 from realtime.fusion import fuse, prediction, top_k
@@ -270,20 +270,6 @@ def analyze_image(engine: EmotionEngine, data: bytes, k: int) -> ImageResult:
 # --- voice ------------------------------------------------------------------------------------
 
 
-def window_starts(n_samples: int) -> list[int]:
-    """Where the voice windows start: ``realtime.audio.clip_windows``' rule for 1 s / 0.5 s.
-
-    One window for a clip up to 1 s; else every hop, plus one ending with the clip if needed.
-    """
-    size, hop = round(WINDOW_S * SAMPLE_RATE), round(HOP_S * SAMPLE_RATE)
-    if n_samples <= size:
-        return [0]
-    starts = list(range(0, n_samples - size + 1, hop))
-    if starts[-1] + size < n_samples:
-        starts.append(n_samples - size)
-    return starts
-
-
 def _score_windows(voice: VoiceClassifier, samples: np.ndarray, starts: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities (N, 7) and levels (N,) of the windows at ``starts``. Runs in the pool."""
     size = round(WINDOW_S * SAMPLE_RATE)
@@ -298,7 +284,7 @@ async def voice_timeline(engine: EmotionEngine, samples: np.ndarray, k: int) -> 
     the mean over the windows above the silence gate, or over all windows when none is above it.
     """
     voice = _voice_model(engine)
-    starts = window_starts(samples.size)
+    starts = window_starts(samples.size, WINDOW_S, HOP_S)
     probs, levels = [], []
     for i in range(0, len(starts), WINDOWS_PER_JOB):
         p, level = await engine.run(_score_windows, voice, samples, starts[i : i + WINDOWS_PER_JOB])

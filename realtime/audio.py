@@ -128,16 +128,25 @@ def clip_windows(samples: np.ndarray, window_s: float = 1.0, hop_s: float = 0.5)
     and no window is padded.
     """
     size = int(round(window_s * SAMPLE_RATE))
+    samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+    starts = window_starts(samples.size, window_s, hop_s)
+    if samples.size <= size:
+        return np.pad(samples, (0, size - samples.size))[None, :]
+    return np.stack([samples[s : s + size] for s in starts])
+
+
+def window_starts(n_samples: int, window_s: float = 1.0, hop_s: float = 0.5) -> list[int]:
+    """Where :func:`clip_windows` starts its windows, in samples (``[0]`` for a clip of ≤ 1 window)."""
+    size = int(round(window_s * SAMPLE_RATE))
     hop = int(round(hop_s * SAMPLE_RATE))
     if size <= 0 or hop <= 0:
         raise ValueError(f"window_s and hop_s must be positive, got {window_s}, {hop_s}")
-    samples = np.asarray(samples, dtype=np.float32).reshape(-1)
-    if samples.size <= size:
-        return np.pad(samples, (0, size - samples.size))[None, :]
-    starts = list(range(0, samples.size - size + 1, hop))
-    if starts[-1] + size < samples.size:
-        starts.append(samples.size - size)
-    return np.stack([samples[s : s + size] for s in starts])
+    if n_samples <= size:
+        return [0]
+    starts = list(range(0, n_samples - size + 1, hop))
+    if starts[-1] + size < n_samples:
+        starts.append(n_samples - size)
+    return starts
 
 
 def mfcc_batch(windows: np.ndarray) -> np.ndarray:

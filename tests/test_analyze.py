@@ -22,7 +22,7 @@ import soundfile as sf
 from fastapi.testclient import TestClient
 
 from app import create_app
-from realtime.analyze import window_starts
+from realtime.audio import window_starts
 from realtime.audio import SAMPLE_RATE, clip_windows, load_audio_file
 from realtime.config import Settings
 from realtime.engine import EmotionEngine
