@@ -15,21 +15,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-import cv2
 import numpy as np
 import torch
 
 from realtime.audio import SAMPLE_RATE, int16_to_float, resample_to_16k
 from realtime.config import Settings
 from realtime.face import FaceBox, FaceClassifier, FaceDetector, crop_face, load_face_classifier
+from realtime.media import decode_image
 from realtime.voice import VoiceClassifier
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class ImageDecodeError(ValueError):
-    """An image that cannot be decoded, or is larger than allowed."""
 
 
 @dataclass(frozen=True)
@@ -153,14 +149,8 @@ class EmotionEngine:
         return self._voice().predict_window(window)
 
     def decode_jpeg(self, jpeg: bytes) -> np.ndarray:
-        image = cv2.imdecode(np.frombuffer(jpeg, dtype=np.uint8), cv2.IMREAD_COLOR)
-        if image is None:
-            raise ImageDecodeError("the image could not be decoded (corrupt or truncated JPEG?)")
-        if image.shape[0] * image.shape[1] > self.settings.max_frame_pixels:
-            raise ImageDecodeError(
-                f"image of {image.shape[1]}x{image.shape[0]} is over MAX_FRAME_PIXELS={self.settings.max_frame_pixels}"
-            )
-        return image
+        """A frame's bytes as a BGR image; a ``MediaError`` when corrupt or over MAX_FRAME_PIXELS."""
+        return decode_image(jpeg, self.settings.max_frame_pixels)
 
     def analyze_jpeg(self, jpeg: bytes) -> FrameAnalysis:
         start = time.perf_counter()

@@ -24,9 +24,10 @@ from starlette.websockets import WebSocket
 
 from realtime.audio import AudioRingBuffer, level_db
 from realtime.config import Settings
-from realtime.engine import EmotionEngine, FrameAnalysis, ImageDecodeError
+from realtime.engine import EmotionEngine, FrameAnalysis
 from realtime.fusion import History, fuse, prediction, top_k
 from realtime.labels import LABELS
+from realtime.media import MediaError
 from realtime.protocol import (
     AudioMessage,
     ClientMessage,
@@ -142,7 +143,7 @@ class Session:
         if face_job is not None:
             try:
                 analysis: FrameAnalysis = await face_job
-            except ImageDecodeError as exc:
+            except MediaError as exc:
                 messages.append(ProtocolError("bad_image", str(exc)).to_message())
             else:
                 latency.update(analysis.latency_ms)
